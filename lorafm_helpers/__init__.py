@@ -1,0 +1,63 @@
+"""Helpers for the lorafm tutorial series: LoRA on a Fashion-MNIST MLP.
+
+Each public name's docstring names the notebook that introduces it.
+"""
+
+from .data import (
+    CLASSES,
+    DRESS,
+    DatasetCorruptError,
+    DatasetNotFoundError,
+    FashionMNIST,
+    load_fashion_mnist,
+    oversample,
+)
+from .metrics import (
+    confusion_matrix,
+    evaluate,
+    per_class_report,
+    read_metrics_json,
+    report_delta,
+    report_from_metrics,
+    write_metrics_json,
+)
+from .model import DeepNN, count_parameters
+from .train import (
+    BASELINE_RECIPE,
+    accuracy,
+    fit,
+    load_checkpoint,
+    load_or_train_baseline,
+    pick_device,
+    predict,
+    save_checkpoint,
+    set_seed,
+)
+
+__all__ = [
+    "BASELINE_RECIPE",
+    "CLASSES",
+    "DRESS",
+    "DatasetCorruptError",
+    "DatasetNotFoundError",
+    "DeepNN",
+    "FashionMNIST",
+    "accuracy",
+    "confusion_matrix",
+    "count_parameters",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "load_fashion_mnist",
+    "load_or_train_baseline",
+    "oversample",
+    "per_class_report",
+    "pick_device",
+    "predict",
+    "read_metrics_json",
+    "report_delta",
+    "report_from_metrics",
+    "save_checkpoint",
+    "set_seed",
+    "write_metrics_json",
+]
