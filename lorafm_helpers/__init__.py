@@ -12,6 +12,7 @@ from .data import (
     load_fashion_mnist,
     oversample,
 )
+from .errors import LorafmError, ParameterError, require
 from .metrics import (
     confusion_matrix,
     evaluate,
@@ -42,6 +43,8 @@ __all__ = [
     "DatasetNotFoundError",
     "DeepNN",
     "FashionMNIST",
+    "LorafmError",
+    "ParameterError",
     "accuracy",
     "confusion_matrix",
     "count_parameters",
@@ -57,6 +60,7 @@ __all__ = [
     "read_metrics_json",
     "report_delta",
     "report_from_metrics",
+    "require",
     "save_checkpoint",
     "set_seed",
     "write_metrics_json",

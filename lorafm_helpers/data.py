@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import LorafmError
+
 CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -59,11 +61,11 @@ REMEDIES = """How to fix it (any one of these):
      (needs internet access)."""
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(LorafmError, FileNotFoundError):
     """No complete copy of Fashion-MNIST was found in any searched place."""
 
 
-class DatasetCorruptError(ValueError):
+class DatasetCorruptError(LorafmError, ValueError):
     """A Fashion-MNIST file was found but its content is not what it should be."""
 
 
