@@ -13,6 +13,20 @@ from .data import (
     oversample,
 )
 from .errors import LorafmError, ParameterError, require
+from .lora import (
+    AdapterMismatchError,
+    AdapterNotFoundError,
+    LoRAConfigError,
+    LoRALayer,
+    LoRAStateError,
+    apply_lora,
+    base_weights_sha256,
+    break_even_rank,
+    load_adapter,
+    lora_layers,
+    save_adapter,
+    trainable_parameters_report,
+)
 from .metrics import (
     confusion_matrix,
     evaluate,
@@ -36,6 +50,18 @@ from .train import (
 )
 
 __all__ = [
+    "AdapterMismatchError",
+    "AdapterNotFoundError",
+    "LoRAConfigError",
+    "LoRALayer",
+    "LoRAStateError",
+    "apply_lora",
+    "base_weights_sha256",
+    "break_even_rank",
+    "load_adapter",
+    "lora_layers",
+    "save_adapter",
+    "trainable_parameters_report",
     "BASELINE_RECIPE",
     "CLASSES",
     "DRESS",
