@@ -60,14 +60,9 @@ class AdapterNotFoundError(LorafmError, FileNotFoundError):
     """
 
 
-def _check_rank(rank: object, in_features: int, out_features: int, where: str) -> None:
+def _check_rank(rank: object) -> None:
     if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
         raise LoRAConfigError(f"rank must be a positive integer, got {rank!r}; try rank=8.")
-    if rank > min(in_features, out_features):
-        raise LoRAConfigError(
-            f"rank {rank} is larger than min(in, out) = {min(in_features, out_features)} for {where} "
-            f"({in_features} -> {out_features}); a rank above that adds parameters but no expressiveness. "
-            f"Use rank <= {min(in_features, out_features)}.")
 
 
 def _check_alpha_dropout(alpha: object, dropout: object) -> None:
@@ -96,8 +91,14 @@ class LoRALayer(nn.Module):
             raise LoRAConfigError(
                 f"LoRALayer wraps an nn.Linear, got {type(original_layer).__name__}.")
         in_features, out_features = original_layer.in_features, original_layer.out_features
-        _check_rank(rank, in_features, out_features, "this layer")
+        _check_rank(rank)
         _check_alpha_dropout(alpha, dropout)
+        if rank > min(in_features, out_features):
+            warnings.warn(
+                f"rank {rank} is above min(in, out) = {min(in_features, out_features)} for this "
+                f"{in_features} -> {out_features} layer: B·A cannot have a rank above "
+                f"{min(in_features, out_features)}, so the extra parameters add no expressiveness.",
+                UserWarning, stacklevel=2)
         self.original_layer = original_layer.requires_grad_(False)
         self.rank, self.alpha, self.rslora, self.dropout_p = int(rank), float(alpha), bool(rslora), \
             float(dropout)
@@ -185,7 +186,8 @@ def apply_lora(model: nn.Module, targets: Iterable[str] | str = DEFAULT_TARGETS,
                alpha: float = 16, dropout: float = 0.0, rslora: bool = False) -> nn.Module:
     """Wrap the named `nn.Linear` layers of `model` in place in LoRALayers and freeze everything else.
 
-    Every check runs before anything changes: on error the model is untouched.
+    Every check runs before anything changes: on error the model is untouched. A rank above a
+    layer's min(in, out) is allowed, as in peft, with a warning: it adds parameters, not expressiveness.
     Returns `model`, whose only trainable parameters are now the A and B matrices.
     Introduced in notebooks/03_freezing_and_parameter_counts.ipynb.
     """
@@ -199,6 +201,7 @@ def apply_lora(model: nn.Module, targets: Iterable[str] | str = DEFAULT_TARGETS,
         raise LoRAConfigError(
             f"this model already has LoRA layers ({', '.join(existing)}); apply_lora once, with every "
             "target, to a fresh copy of the base model.")
+    _check_rank(rank)
     _check_alpha_dropout(alpha, dropout)
     modules = dict(model.named_modules())
     for name in names:
@@ -211,7 +214,6 @@ def apply_lora(model: nn.Module, targets: Iterable[str] | str = DEFAULT_TARGETS,
             raise LoRAConfigError(
                 f"{name!r} is a {type(layer).__name__}, not an nn.Linear; LoRA here wraps linear layers "
                 f"only: {_linear_names(model)}.")
-        _check_rank(rank, layer.in_features, layer.out_features, name)
     model.requires_grad_(False)
     for name in names:
         parent_name, _, child = name.rpartition(".")
