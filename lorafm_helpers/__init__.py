@@ -13,6 +13,8 @@ from .data import (
     oversample,
 )
 from .errors import LorafmError, ParameterError, require
+from .finetune import FinetuneResult, class_weights, f1_changes, finetune, finetune_lora
+from .logit_bias import add_class_bias, bias_sweep, choose_dress_bias, class_margin
 from .lora import (
     AdapterMismatchError,
     AdapterNotFoundError,
@@ -50,6 +52,15 @@ from .train import (
 )
 
 __all__ = [
+    "FinetuneResult",
+    "add_class_bias",
+    "bias_sweep",
+    "choose_dress_bias",
+    "class_margin",
+    "class_weights",
+    "f1_changes",
+    "finetune",
+    "finetune_lora",
     "AdapterMismatchError",
     "AdapterNotFoundError",
     "LoRAConfigError",
