@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: tutorial test data notebooks lint clean help
+.PHONY: tutorial test data notebooks site lint clean help
 
 help:
-	@echo "make tutorial  set up, execute every chapter into build/executed/, artifacts into artifacts/"
+	@echo "make tutorial  set up, execute every chapter into build/executed/ (artifacts/), render build/site/"
 	@echo "make test      set up, then run every test (unit, notebooks, site, browser)"
 	@echo "make data      make Fashion-MNIST available (Debian package, else download)"
+	@echo "make site      re-render build/site/ from build/executed/ (no re-execution)"
 	@echo "make lint      ruff on the package, tests, tools and notebooks"
 	@echo "make clean     remove build/ and artifacts/ (keeps .venv and data)"
 
@@ -27,6 +28,10 @@ notebooks: $(STAMP) data
 	$(PY) tools/run_notebooks.py
 
 tutorial: notebooks
+	$(PY) tools/build_site.py
+
+site: $(STAMP)
+	$(PY) tools/build_site.py
 
 test: $(STAMP) data
 	$(PY) -m pytest
