@@ -87,3 +87,88 @@ def delta_heatmap(ax: plt.Axes, delta, title: str = "after - before", fmt: str =
     ax.set_ylabel("true")
     ax.set_title(title)
     return ax
+
+
+def precision_recall_plot(ax: plt.Axes, curves: dict, points: dict | None = None,
+                          title: str = "precision-recall") -> plt.Axes:
+    """Precision against recall: `curves` maps a label to (recall, precision) arrays drawn as lines,
+    `points` maps a label to one (recall, precision) operating point drawn as a marker.
+
+    Introduced in notebooks/05_confusion_matrix_analysis.ipynb.
+    """
+    for label, (recall, precision) in curves.items():
+        ax.plot(recall, precision, label=label)
+    markers = iter("osD^vP*X")
+    for label, (recall, precision) in (points or {}).items():
+        ax.plot([recall], [precision], next(markers), markersize=9, markeredgecolor="black",
+                label=f"{label} ({recall:.3f}, {precision:.3f})")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return ax
+
+
+def lora_parameter_cost(ax: plt.Axes, layers: dict[str, tuple[int, int]], ranks,
+                        title: str = "LoRA parameters against the full layer") -> plt.Axes:
+    """Per layer (name -> (in, out)): LoRA's r·(in + out) against rank as a line, the full in·out as a
+    dashed line, and a dot where they cross (the break-even rank). Log-log axes.
+
+    Introduced in notebooks/02_lora_layer_math.ipynb.
+    """
+    ranks = np.asarray(list(ranks), dtype=float)
+    for (name, (fan_in, fan_out)), color in zip(layers.items(), sns.color_palette(n_colors=len(layers)),
+                                                strict=True):
+        ax.plot(ranks, ranks * (fan_in + fan_out), color=color, label=f"{name} LoRA ({fan_in}->{fan_out})")
+        ax.axhline(fan_in * fan_out, color=color, linestyle="--", linewidth=1)
+        even = fan_in * fan_out / (fan_in + fan_out)
+        if ranks.min() <= even <= ranks.max():
+            ax.plot([even], [fan_in * fan_out], "o", color=color)
+            ax.annotate(f"r = {even:.1f}", (even, fan_in * fan_out), textcoords="offset points",
+                        xytext=(5, -12), fontsize=8, color=color)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rank r")
+    ax.set_ylabel("trainable parameters")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def rank_curves(ax: plt.Axes, ranks, curves: dict[str, list[float]], ylabel: str, title: str = "",
+                logy: bool = False) -> plt.Axes:
+    """One line per label of a quantity measured at each rank; log-scaled rank axis.
+
+    Introduced in notebooks/02_lora_layer_math.ipynb.
+    """
+    for label, values in curves.items():
+        ax.plot(list(ranks), values, "o-", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(ranks), [str(r) for r in ranks])
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("rank r")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def singular_values(ax: plt.Axes, matrices: dict, top: int = 20, title: str = "singular values") -> plt.Axes:
+    """The `top` largest singular values of each matrix (label -> 2-D tensor), log scale.
+
+    Introduced in notebooks/02_lora_layer_math.ipynb.
+    """
+    for label, matrix in matrices.items():
+        values = torch.linalg.svdvals(torch.as_tensor(matrix).detach().double())[:top]
+        ax.plot(np.arange(1, len(values) + 1), values.numpy(), "o-", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("index (largest first)")
+    ax.set_ylabel("singular value")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
