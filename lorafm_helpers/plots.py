@@ -118,15 +118,15 @@ def lora_parameter_cost(ax: plt.Axes, layers: dict[str, tuple[int, int]], ranks,
     Introduced in notebooks/02_lora_layer_math.ipynb.
     """
     ranks = np.asarray(list(ranks), dtype=float)
-    for (name, (fan_in, fan_out)), color in zip(layers.items(), sns.color_palette(n_colors=len(layers)),
-                                                strict=True):
+    colors = sns.color_palette(n_colors=len(layers))
+    for k, ((name, (fan_in, fan_out)), color) in enumerate(zip(layers.items(), colors, strict=True)):
         ax.plot(ranks, ranks * (fan_in + fan_out), color=color, label=f"{name} LoRA ({fan_in}->{fan_out})")
         ax.axhline(fan_in * fan_out, color=color, linestyle="--", linewidth=1)
         even = fan_in * fan_out / (fan_in + fan_out)
         if ranks.min() <= even <= ranks.max():
             ax.plot([even], [fan_in * fan_out], "o", color=color)
             ax.annotate(f"r = {even:.1f}", (even, fan_in * fan_out), textcoords="offset points",
-                        xytext=(5, -12), fontsize=8, color=color)
+                        xytext=(-60, 6) if k % 2 else (5, -12), fontsize=8, color=color)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("rank r")
