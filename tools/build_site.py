@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import re
 import shutil
 import subprocess
@@ -23,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from results_table import results_markdown
 
 from lorafm_helpers.errors import LorafmError
-from results_table import results_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -104,11 +103,8 @@ def what_you_learn(body: str) -> list[str]:
                 bullets.append(re.sub(r"^\s*[-*] ", "", line).strip())
             elif bullets and line.startswith("  ") and line.strip():
                 bullets[-1] += " " + line.strip()
-            elif bullets and not line.strip():
+            elif bullets:  # a blank line or other text ends the list
                 break
-            elif line.strip():
-                if bullets:
-                    break
         if bullets:
             return [b.rstrip(" ;,.") for b in bullets]
     paragraphs = [p.strip() for p in body.split("\n\n") if p.strip() and not p.lstrip().startswith("#")]
@@ -120,7 +116,8 @@ def chapter_info(nb: nbformat.NotebookNode, stem: str) -> Chapter:
     heading, body = _heading_and_body(nb, f"{stem}.ipynb")
     match = re.match(r"^(\d+)\s*[·:.-]\s*(.+)$", heading)
     number, title = (match.group(1), match.group(2)) if match else (stem[:2], heading)
-    return Chapter(stem, number, title, what_you_learn(body), float(nb.metadata.papermill.get("duration") or 0.0))
+    seconds = float(nb.metadata.papermill.get("duration") or 0.0)
+    return Chapter(stem, number, title, what_you_learn(body), seconds)
 
 
 def format_duration(seconds: float) -> str:
@@ -190,7 +187,8 @@ def intro_page(chapters: list[Chapter], artifacts: Path, staged_artifacts: list[
     template = INTRO_TEMPLATE.read_text()
     for mark in (CHAPTER_TABLE_MARK, RESULTS_TABLE_MARK):
         if mark not in template:
-            raise SiteBuildError(f"{INTRO_TEMPLATE} lost its `{mark}` line; put it back where the table goes.")
+            raise SiteBuildError(f"{INTRO_TEMPLATE} lost its `{mark}` line; put it back where the "
+                                 f"table goes.")
     return (template.replace(CHAPTER_TABLE_MARK, chapter_table(chapters))
             .replace(RESULTS_TABLE_MARK, results_section(artifacts, staged_artifacts)))
 
@@ -251,7 +249,8 @@ def build_site(executed: Path, artifacts: Path, output: Path, staging: Path) -> 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--executed", type=Path, default=ROOT / "build" / "executed",
                         help="folder of executed chapters (default build/executed)")
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts",
