@@ -3,6 +3,7 @@
 Each public name's docstring names the notebook that introduces it.
 """
 
+from .augment import shift_and_flip, with_augmented_copies
 from .data import (
     CLASSES,
     DRESS,
@@ -13,7 +14,8 @@ from .data import (
     oversample,
 )
 from .errors import LorafmError, ParameterError, require
-from .finetune import FinetuneResult, class_weights, f1_changes, finetune, finetune_lora
+from .experiments import EXPERIMENT_FIELDS, experiment_row, recommend, result_rows
+from .finetune import FinetuneResult, class_weights, f1_changes, finetune, finetune_layers, finetune_lora
 from .logit_bias import add_class_bias, bias_sweep, choose_dress_bias, class_margin
 from .lora import (
     AdapterMismatchError,
@@ -26,6 +28,7 @@ from .lora import (
     break_even_rank,
     load_adapter,
     lora_layers,
+    merge_and_unload,
     save_adapter,
     trainable_parameters_report,
 )
@@ -61,6 +64,13 @@ __all__ = [
     "f1_changes",
     "finetune",
     "finetune_lora",
+    "finetune_layers",
+    "shift_and_flip",
+    "with_augmented_copies",
+    "EXPERIMENT_FIELDS",
+    "experiment_row",
+    "recommend",
+    "result_rows",
     "AdapterMismatchError",
     "AdapterNotFoundError",
     "LoRAConfigError",
@@ -71,6 +81,7 @@ __all__ = [
     "break_even_rank",
     "load_adapter",
     "lora_layers",
+    "merge_and_unload",
     "save_adapter",
     "trainable_parameters_report",
     "BASELINE_RECIPE",

@@ -176,3 +176,33 @@ def finetune_lora(
     result.recipe = {"method": "lora", "rank": rank, "alpha": alpha, "targets": names,
                      "dropout": dropout, "rslora": rslora, **result.recipe}
     return result
+
+
+def finetune_layers(
+    baseline: nn.Module,
+    data: FashionMNIST,
+    layers: Iterable[str] | str,
+    *,
+    desc: str = "fine-tuning",
+    **training,
+) -> FinetuneResult:
+    """Ordinary fine-tuning, no LoRA: a deep copy of `baseline` with only the named layers unfrozen
+    (["linear3"]: head-only, 10,010 parameters; every layer: full fine-tuning), trained by `finetune`.
+
+    `baseline` itself is never changed; `training` goes to `finetune` (cls, oversample_factor,
+    class_weight, epochs, lr, ...), with the same defaults as `finetune_lora`.
+    Introduced in notebooks/06_experiments.ipynb.
+    """
+    names = [layers] if isinstance(layers, str) else list(layers)
+    modules = dict(baseline.named_modules())
+    unknown = [n for n in names if not isinstance(n, str) or not n or n not in modules]
+    if not names or unknown:
+        choices = [n for n, m in modules.items() if n and next(m.parameters(), None) is not None]
+        raise ParameterError(f"layers must name layers of the model, one or more of {choices}; "
+                             f"got {layers!r}.")
+    model = copy.deepcopy(baseline).requires_grad_(False)
+    for name in names:
+        model.get_submodule(name).requires_grad_(True)
+    result = finetune(model, data, desc=desc, **training)
+    result.recipe = {"method": "fine-tune", "layers": names, **result.recipe}
+    return result

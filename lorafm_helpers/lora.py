@@ -222,6 +222,26 @@ def apply_lora(model: nn.Module, targets: Iterable[str] | str = DEFAULT_TARGETS,
     return model
 
 
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    """Fold every LoRA update into its layer and put the plain `nn.Linear` back, in place.
+
+    Afterwards `model` is an ordinary model again (for DeepNN: the same state-dict keys as
+    baseline.pt), so it runs, saves and loads without this package and costs exactly what the
+    base costs. The A and B matrices are dropped: save the adapter first if you need it.
+    Introduced in notebooks/07_merge_and_share.ipynb.
+    """
+    wrapped = lora_layers(model)
+    if not wrapped:
+        raise LoRAConfigError("the model has no LoRA layers; there is nothing to merge.")
+    for name, layer in wrapped.items():
+        if not layer.merged:
+            layer.merge()
+        layer._unmerged_weight = None  # the fold is now permanent
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, layer.original_layer)
+    return model
+
+
 def break_even_rank(in_features: int, out_features: int) -> float:
     """The rank at which LoRA's r·(in + out) parameters equal the layer's in·out weights.
 

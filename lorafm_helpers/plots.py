@@ -172,3 +172,79 @@ def singular_values(ax: plt.Axes, matrices: dict, top: int = 20, title: str = "s
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return ax
+
+
+def _marker_sizes(params) -> np.ndarray:
+    """Marker areas growing with log10(trainable parameters + 1): 0 -> 25, a million -> about 325."""
+    return 25 + 50 * np.log10(np.asarray(params, dtype=float) + 1)
+
+
+def f1_vs_accuracy(ax: plt.Axes, table, hue: str = "group", annotate=(),
+                   reference: str | None = None, title: str = "Dress F1 against accuracy") -> plt.Axes:
+    """One marker per row of `table` (columns accuracy, dress_f1, name and `hue`), coloured by `hue`;
+    the rows named in `annotate` get their name written next to them, and the row named
+    `reference` (the baseline) gets dotted guide lines.
+
+    Introduced in notebooks/06_experiments.ipynb.
+    """
+    sns.scatterplot(data=table, x="accuracy", y="dress_f1", hue=hue, style=hue, s=70, ax=ax)
+    _annotate(ax, table, "accuracy", "dress_f1", annotate)
+    if reference is not None:
+        row = table[table["name"] == reference].iloc[0]
+        ax.axvline(row["accuracy"], color="grey", linestyle=":", linewidth=1)
+        ax.axhline(row["dress_f1"], color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("test accuracy")
+    ax.set_ylabel("Dress F1 (test)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def recall_vs_precision(ax: plt.Axes, table, hue: str = "group", annotate=(), curve=None,
+                        f1_levels=(0.88, 0.9, 0.92),
+                        title: str = "Dress recall against precision") -> plt.Axes:
+    """Dress precision (x) against recall (y), one marker per row of `table`, coloured by `hue`,
+    its area growing with log(trainable parameters); grey lines of equal F1 at `f1_levels`;
+    optionally `curve` = (precision, recall) arrays, e.g. the baseline under every logit bias.
+
+    Introduced in notebooks/06_experiments.ipynb.
+    """
+    if curve is not None:
+        ax.plot(curve[0], curve[1], color="black", linewidth=1, label="baseline + Dress logit bias b")
+    low = min(table["dress_precision"].min(), table["dress_recall"].min()) - 0.02
+    p = np.linspace(max(low, 0.01), 1, 200)
+    for level in f1_levels:  # F1 = 2pr / (p + r)  <=>  r = F1 p / (2p - F1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(2 * p > level, level * p / (2 * p - level), np.nan)
+        ax.plot(p, np.where(r <= 1, r, np.nan), color="grey", linestyle="--", linewidth=0.8)
+        inside = np.flatnonzero(r <= 1)
+        if inside.size:
+            ax.annotate(f"F1 {level:g}", (p[inside[0]], r[inside[0]]), fontsize=7, color="grey",
+                        xytext=(3, -8), textcoords="offset points")
+    groups = list(dict.fromkeys(table[hue]))
+    for group, color in zip(groups, sns.color_palette(n_colors=len(groups)), strict=True):
+        rows = table[table[hue] == group]
+        ax.scatter(rows["dress_precision"], rows["dress_recall"], s=_marker_sizes(rows["trainable_params"]),
+                   color=color, alpha=0.75, edgecolor="black", linewidth=0.5, label=group)
+    _annotate(ax, table, "dress_precision", "dress_recall", annotate)
+    handles, labels = ax.get_legend_handles_labels()
+    for params in (0, 10_000, 1_000_000):
+        handles.append(ax.scatter([], [], s=_marker_sizes([params]), color="white", edgecolor="black"))
+        labels.append(f"{params:,} trainable")
+    ax.legend(handles, labels, fontsize=7, loc="lower left")
+    ax.set_xlim(low, 1)
+    ax.set_ylim(low, 1)
+    ax.set_xlabel("Dress precision (test)")
+    ax.set_ylabel("Dress recall (test)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def _annotate(ax: plt.Axes, table, x: str, y: str, names) -> None:
+    for name in names:
+        row = table[table["name"] == name]
+        if len(row):
+            ax.annotate(name, (row[x].iloc[0], row[y].iloc[0]), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
