@@ -49,14 +49,14 @@ class LoRAStateError(LorafmError, RuntimeError):
 class AdapterMismatchError(LorafmError, ValueError):
     """An adapter file that does not fit the model: other base, other layers, other rank.
 
-    Introduced in notebooks/07_merge_and_share.ipynb.
+    Introduced in notebooks/04_oversampling_and_weighted_loss.ipynb.
     """
 
 
 class AdapterNotFoundError(LorafmError, FileNotFoundError):
     """A folder without the adapter files that `save_adapter` writes.
 
-    Introduced in notebooks/07_merge_and_share.ipynb.
+    Introduced in notebooks/04_oversampling_and_weighted_loss.ipynb.
     """
 
 
