@@ -27,6 +27,7 @@ from lorafm_helpers import (
     break_even_rank,
     load_adapter,
     lora_layers,
+    merge_and_unload,
     save_adapter,
     trainable_parameters_report,
 )
@@ -209,6 +210,19 @@ def test_merging_twice_and_unmerging_unmerged_are_refused():
     with pytest.raises(LoRAStateError, match="already merged"):
         layer.merge()
     assert isinstance(LoRAStateError("x"), LorafmError)
+
+
+def test_merge_and_unload_gives_back_a_plain_model(x):
+    model = lora_model()
+    expected = model(x)
+    model.linear2.merge()  # already merged layers are folded too
+    assert merge_and_unload(model) is model
+    assert not lora_layers(model)
+    assert all(type(m) is nn.Linear for m in (model.linear1, model.linear2, model.linear3))
+    assert set(model.state_dict()) == set(base_model().state_dict())
+    torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-5)
+    with pytest.raises(LoRAConfigError, match="no LoRA layers"):
+        merge_and_unload(model)
 
 
 # --- refusals of the layer and of apply_lora -------------------------------------------------
