@@ -96,7 +96,9 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters (every requires_grad is False).")
-    optimizer = torch.optim.Adam(params, lr=lr)
+    # fused: one kernel per parameter instead of about ten; a baseline epoch takes ~20% less time on a
+    # 2-core CPU (benchmarks/README.md), with the same accuracy.
+    optimizer = torch.optim.Adam(params, lr=lr, fused=True)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
                  if cosine else None)
