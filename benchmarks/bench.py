@@ -11,7 +11,9 @@ on whatever device is present (CUDA, Apple mps, else CPU) it measures:
 - this process's peak resident memory, and the series' wall time from the executed notebooks'
   papermill metadata (build/executed/, written by `make tutorial`).
 
-Every timing is repeated after a warm-up and reported as the median. Writes
+Every timing is repeated after a warm-up and reported as the median; what is compared (epoch and
+calibration, full and LoRA steps, the three inference variants) alternates round by round, so that
+a slow spell of the machine hits both sides of a ratio. Writes
 benchmarks/results.json and the table between `<!-- bench:start -->` and `<!-- bench:end -->` in
 benchmarks/README.md and README.md. `--quick` uses tiny sizes, to check that the script works.
 """
@@ -71,12 +73,16 @@ class Sizes:
     epoch_samples: int | None
     step_batches: int
     inference_samples: int | None
-    repeats: int
+    repeats: int  # rounds of epoch + calibration, and of full + LoRA steps
+    matmuls_per_round: int
+    inference_repeats: int
     warmup: int
 
 
-FULL = Sizes(matmul_n=2048, epoch_samples=None, step_batches=200, inference_samples=None, repeats=5, warmup=1)
-QUICK = Sizes(matmul_n=256, epoch_samples=1024, step_batches=4, inference_samples=512, repeats=2, warmup=1)
+FULL = Sizes(matmul_n=2048, epoch_samples=None, step_batches=200, inference_samples=None, repeats=5,
+             matmuls_per_round=10, inference_repeats=20, warmup=1)
+QUICK = Sizes(matmul_n=256, epoch_samples=1024, step_batches=4, inference_samples=512, repeats=2,
+              matmuls_per_round=2, inference_repeats=2, warmup=1)
 
 
 def synchronize(device: torch.device) -> None:
@@ -110,11 +116,15 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], device: torch.devi
     return samples
 
 
-def calibrate(device: torch.device, n: int, repeats: int, warmup: int) -> tuple[float, list[float]]:
-    """Median GFLOP/s of an (n x n) @ (n x n) float32 matmul, 2 n^3 FLOP each."""
+def matmuls(device: torch.device, n: int, count: int) -> Callable[[], None]:
+    """A function computing `count` (n x n) @ (n x n) float32 products, 2 n^3 FLOP each."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    seconds = interleaved_medians({"matmul": lambda: a @ b}, device, max(repeats, 10), warmup + 2)["matmul"]
-    return 2 * n**3 / statistics.median(seconds) / 1e9, seconds
+
+    def run() -> None:
+        for _ in range(count):
+            a @ b
+
+    return run
 
 
 def lora_model(base: nn.Module) -> nn.Module:
@@ -145,6 +155,19 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
+
+
+def cpu_pressure() -> float | None:
+    """Linux's CPU pressure (share of the last 60 s in which some task waited for a core), in %.
+
+    This benchmark keeps every core busy itself, so a high value means that something else ran
+    at the same time and the timings are noisy. None where /proc/pressure is unavailable.
+    """
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return float(dict(field.split("=") for field in line.split()[1:])["avg60"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return None
 
 
 def machine(device: torch.device) -> dict:
@@ -185,19 +208,19 @@ def run(sizes: Sizes, executed_dir: Path, quick: bool) -> dict:
     test_x = data.test_x[: sizes.inference_samples]
     samples: dict[str, list[float]] = {}
 
-    calibration_gflops, samples["matmul_s"] = calibrate(device, sizes.matmul_n, sizes.repeats, sizes.warmup)
-
-    # One epoch exactly as chapter 01 trains (fit: in-memory slices, Adam, cosine schedule).
+    # One epoch exactly as chapter 01 trains (fit: in-memory slices, Adam, cosine schedule),
+    # alternating with the calibration matmuls so that both see the same state of the machine.
     base = DeepNN().to(device)
     n_params = count_parameters(base)
     epoch_flop = 6 * n_params * len(train_x)
-    warm_n = min(len(train_x), 50 * batch_size)  # a warm-up of 50 steps, not a whole epoch
-    for _ in range(sizes.warmup):
-        fit(base, train_x[:warm_n], train_y[:warm_n], epochs=1, batch_size=batch_size, progress=False)
-    samples["epoch_s"] = interleaved_medians(
-        {"epoch": lambda: fit(base, train_x, train_y, epochs=1, batch_size=batch_size, progress=False)},
-        device, sizes.repeats, 0,
-    )["epoch"]
+    rounds = interleaved_medians(
+        {"matmul": matmuls(device, sizes.matmul_n, sizes.matmuls_per_round),
+         "epoch": lambda: fit(base, train_x, train_y, epochs=1, batch_size=batch_size, progress=False)},
+        device, sizes.repeats, sizes.warmup,
+    )
+    samples["matmul_s"] = [s / sizes.matmuls_per_round for s in rounds["matmul"]]
+    samples["epoch_s"] = rounds["epoch"]
+    calibration_gflops = 2 * sizes.matmul_n**3 / statistics.median(samples["matmul_s"]) / 1e9
     epoch_s = statistics.median(samples["epoch_s"])
 
     # LoRA r=8 steps against full fine-tuning steps: same data, same batches, same loop.
@@ -218,7 +241,7 @@ def run(sizes: Sizes, executed_dir: Path, quick: bool) -> dict:
     inference = interleaved_medians(
         {name: (lambda m=m: predict(m, test_x)) for name, m in
          (("base", base), ("unmerged", lora), ("merged", merged))},
-        device, max(sizes.repeats, 10), sizes.warmup,
+        device, sizes.inference_repeats, sizes.warmup,
     )
     for name, values in inference.items():
         samples[f"inference_{name}_s"] = values
@@ -254,6 +277,7 @@ def run(sizes: Sizes, executed_dir: Path, quick: bool) -> dict:
         "unmerged_vs_base_inference_ratio": inference_s["unmerged"] / inference_s["base"],
         "merged_max_abs_logit_diff": merged_diff,
         "peak_rss_mb": peak_rss_mb(),
+        "cpu_pressure_avg60_pct": cpu_pressure(),
         "series_wall_s": series_wall_s,
         "series_chapters": series_chapters,
         "targets": {name: f"{op} {bound}" for name, (op, bound) in TARGETS.items()},
@@ -276,7 +300,7 @@ def markdown_table(results: dict) -> str:
 
     series = ("not measured (run `make tutorial` first)" if r["series_wall_s"] is None
               else f"{r['series_wall_s']:.0f} s ({r['series_chapters']} chapters)")
-    m = r["machine"]
+    m, z = r["machine"], r["sizes"]
     lines = [
         "| measure | value | target | met |",
         "|---|---|---|---|",
@@ -300,9 +324,14 @@ def markdown_table(results: dict) -> str:
         row("`series_wall_s` (last `make tutorial`)", series, "series_wall_s"),
         "",
         f"Measured {r['measured_at']} on {m['cpu']} ({m['cpu_count']} CPUs, {m['torch_threads']} torch "
-        f"threads, device {m['device']}), torch {m['torch']}; medians of {r['sizes']['repeats']} runs after "
-        f"warm-up{' (quick mode: tiny sizes, not a measurement)' if r['quick'] else ''}.",
+        f"threads, device {m['device']}), torch {m['torch']}. Medians after warm-up: {z['repeats']} rounds "
+        f"of one epoch + {z['matmuls_per_round']} calibration matmuls, {z['repeats']} rounds of "
+        f"{z['step_batches']} full + {z['step_batches']} LoRA steps, {z['inference_repeats']} inference "
+        f"rounds{' (quick mode: tiny sizes, not a measurement)' if r['quick'] else ''}.",
     ]
+    if r["cpu_pressure_avg60_pct"] is not None:
+        lines.append(f"CPU pressure over the last minute of the run: {r['cpu_pressure_avg60_pct']:.1f}% "
+                     "(above a few % means other jobs competed for the cores and timings are noisy).")
     return "\n".join(lines)
 
 

@@ -78,6 +78,8 @@ def test_quick_run_writes_every_field_with_sane_values(quick_run):
         results["lora_step_ms"] / results["full_step_ms"])
     assert results["merged_vs_base_inference_ratio"] == pytest.approx(
         results["inference_merged_ms"] / results["inference_base_ms"])
+    pressure = results["cpu_pressure_avg60_pct"]
+    assert pressure is None or 0 <= pressure <= 100
     machine = results["machine"]
     assert machine["cpu"] and machine["torch"] and machine["torch_threads"] >= 1
     repeats = results["sizes"]["repeats"]
