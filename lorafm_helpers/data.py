@@ -199,6 +199,9 @@ def load_fashion_mnist(
 
     Introduced in notebooks/01_baseline_training.ipynb.
     """
+    if root is not None and not download and not Path(root).is_dir():
+        raise DatasetNotFoundError(f"root={str(root)!r} is not a folder. Fix the path, or pass root=None "
+                                   f"to search the usual places.\n\n{REMEDIES}")
     searched = candidate_dirs(root)
     files = next((f for d in searched if (f := find_files(d))), None)
     if files is None and download:

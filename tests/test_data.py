@@ -91,11 +91,19 @@ def test_torchvision_layout(tmp_path):
 
 
 def test_missing_data_names_every_remedy(tmp_path):
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError) as err:
-        load_fashion_mnist(tmp_path / "nothing-here")
+        load_fashion_mnist(tmp_path / "empty")
     message = str(err.value)
-    for remedy in ("dataset-fashion-mnist", "LORAFM_DATA", "download=True", str(tmp_path / "nothing-here")):
+    assert "Searched, in order" in message
+    for remedy in ("dataset-fashion-mnist", "LORAFM_DATA", "download=True", str(tmp_path / "empty")):
         assert remedy in message
+
+
+def test_a_mistyped_root_is_not_silently_replaced(tmp_path, monkeypatch):
+    make_dataset(tmp_path / "data")  # would be found by the search
+    with pytest.raises(DatasetNotFoundError, match="is not a folder"):
+        load_fashion_mnist(tmp_path / "typo", verify=False)
 
 
 def test_truncated_file_is_corrupt(tmp_path):
