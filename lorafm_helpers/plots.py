@@ -175,14 +175,15 @@ def singular_values(ax: plt.Axes, matrices: dict, top: int = 20, title: str = "s
 
 
 def _marker_sizes(params) -> np.ndarray:
-    """Marker areas growing with log10(trainable parameters + 1): 0 -> 25, a million -> about 325."""
-    return 25 + 50 * np.log10(np.asarray(params, dtype=float) + 1)
+    """Marker areas growing with the square root of the trainable parameters: 0 -> 20, 10,000 -> 60,
+    a million -> 420."""
+    return 20 + 400 * np.sqrt(np.asarray(params, dtype=float) / 1e6)
 
 
 def f1_vs_accuracy(ax: plt.Axes, table, hue: str = "group", annotate=(),
                    reference: str | None = None, title: str = "Dress F1 against accuracy") -> plt.Axes:
     """One marker per row of `table` (columns accuracy, dress_f1, name and `hue`), coloured by `hue`;
-    the rows named in `annotate` get their name written next to them, and the row named
+    the rows named in `annotate` (names, or a dict name -> label) are labelled, and the row named
     `reference` (the baseline) gets dotted guide lines.
 
     Introduced in notebooks/06_experiments.ipynb.
@@ -204,21 +205,23 @@ def f1_vs_accuracy(ax: plt.Axes, table, hue: str = "group", annotate=(),
 def recall_vs_precision(ax: plt.Axes, table, hue: str = "group", annotate=(), curve=None,
                         f1_levels=(0.88, 0.9, 0.92),
                         title: str = "Dress recall against precision") -> plt.Axes:
-    """Dress precision (x) against recall (y), one marker per row of `table`, coloured by `hue`,
-    its area growing with log(trainable parameters); grey lines of equal F1 at `f1_levels`;
-    optionally `curve` = (precision, recall) arrays, e.g. the baseline under every logit bias.
+    """Dress precision (x) against recall (y), one marker per row of `table`, coloured by `hue`, its
+    area growing with the trainable parameters; grey lines of equal F1 at `f1_levels`; the rows
+    named in `annotate` (names, or a dict name -> label) are labelled; optionally `curve` =
+    (precision, recall) arrays, e.g. the baseline under every logit bias.
 
     Introduced in notebooks/06_experiments.ipynb.
     """
     if curve is not None:
         ax.plot(curve[0], curve[1], color="black", linewidth=1, label="baseline + Dress logit bias b")
-    low = min(table["dress_precision"].min(), table["dress_recall"].min()) - 0.02
-    p = np.linspace(max(low, 0.01), 1, 200)
+    xlim = (table["dress_precision"].min() - 0.02, min(table["dress_precision"].max() + 0.02, 1))
+    ylim = (table["dress_recall"].min() - 0.02, min(table["dress_recall"].max() + 0.02, 1))
+    p = np.linspace(max(xlim[0], 0.01), 1, 400)
     for level in f1_levels:  # F1 = 2pr / (p + r)  <=>  r = F1 p / (2p - F1)
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(2 * p > level, level * p / (2 * p - level), np.nan)
         ax.plot(p, np.where(r <= 1, r, np.nan), color="grey", linestyle="--", linewidth=0.8)
-        inside = np.flatnonzero(r <= 1)
+        inside = np.flatnonzero((r <= ylim[1]) & (r >= ylim[0]) & (p <= xlim[1]))
         if inside.size:
             ax.annotate(f"F1 {level:g}", (p[inside[0]], r[inside[0]]), fontsize=7, color="grey",
                         xytext=(3, -8), textcoords="offset points")
@@ -233,8 +236,8 @@ def recall_vs_precision(ax: plt.Axes, table, hue: str = "group", annotate=(), cu
         handles.append(ax.scatter([], [], s=_marker_sizes([params]), color="white", edgecolor="black"))
         labels.append(f"{params:,} trainable")
     ax.legend(handles, labels, fontsize=7, loc="lower left")
-    ax.set_xlim(low, 1)
-    ax.set_ylim(low, 1)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
     ax.set_xlabel("Dress precision (test)")
     ax.set_ylabel("Dress recall (test)")
     ax.set_title(title)
@@ -243,8 +246,10 @@ def recall_vs_precision(ax: plt.Axes, table, hue: str = "group", annotate=(), cu
 
 
 def _annotate(ax: plt.Axes, table, x: str, y: str, names) -> None:
-    for name in names:
+    labels = names if isinstance(names, dict) else {name: name for name in names}
+    for k, (name, label) in enumerate(labels.items()):
         row = table[table["name"] == name]
-        if len(row):
-            ax.annotate(name, (row[x].iloc[0], row[y].iloc[0]), fontsize=7, xytext=(4, 4),
-                        textcoords="offset points")
+        if len(row):  # alternate above and below, so that neighbouring labels do not cover each other
+            ax.annotate(label, (row[x].iloc[0], row[y].iloc[0]), fontsize=8,
+                        xytext=(6, 6 if k % 2 else -12), textcoords="offset points",
+                        arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})

@@ -19,7 +19,7 @@ from lorafm_helpers import (
     predict,
     set_seed,
 )
-from lorafm_helpers.finetune import f1_changes, finetune, finetune_lora
+from lorafm_helpers.finetune import f1_changes, finetune, finetune_layers, finetune_lora
 
 FEATURES, HIDDEN1, HIDDEN2 = 20, 16, 24
 
@@ -143,3 +143,17 @@ def test_frozen_model_is_refused(toy):
     frozen = copy.deepcopy(baseline).requires_grad_(False)
     with pytest.raises(ParameterError, match="no trainable parameters"):
         finetune(frozen, data, progress=False)
+
+
+def test_finetune_layers_trains_only_the_named_layers_of_a_copy(toy):
+    baseline, data = toy
+    before = copy.deepcopy(baseline.state_dict())
+    result = finetune_layers(baseline, data, ["linear3"], epochs=1, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in baseline.state_dict().items())
+    assert result.trainable_params == HIDDEN2 * 10 + 10 and result.recipe["layers"] == ["linear3"]
+    assert result.model.linear1.weight.equal(baseline.linear1.weight)
+    assert not result.model.linear3.weight.equal(baseline.linear3.weight)
+    full = finetune_layers(baseline, data, ["linear1", "linear2", "linear3"], epochs=1, progress=False)
+    assert full.trainable_params == count_parameters(baseline)
+    with pytest.raises(ParameterError, match="layers must name layers"):
+        finetune_layers(baseline, data, ["linear9"], progress=False)
