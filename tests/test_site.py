@@ -192,7 +192,8 @@ def browser():
 
 
 class Visit:
-    """One page opened in a fresh tab, with every failed local request and script error noted."""
+    """One page opened in a fresh tab, with every failed local request and script error noted.
+    Requests for anything outside the local server (the MathJax CDN) are blocked."""
 
     def __init__(self, browser, server: SiteServer, name: str) -> None:
         self.base = f"http://127.0.0.1:{server.server_port}/"
@@ -200,12 +201,19 @@ class Visit:
         self.failed: list[str] = []
         self.errors: list[str] = []
         self.page = browser.new_page(viewport={"width": 1440, "height": 900})
+        self.page.route("**/*", self._local_only)  # a test never touches the network
         self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url}: {r.failure}"))
         self.page.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.url}: {r.status}"))
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         server.failures.clear()
         response = self.page.goto(self.base + name, wait_until="load")
         assert response is not None and response.ok, f"{name}: {response and response.status}"
+
+    def _local_only(self, route) -> None:
+        if route.request.url.startswith(self.base):
+            route.continue_()
+        else:
+            route.abort()
 
     def local_failures(self) -> list[str]:
         local = [f for f in self.failed if f.startswith(self.base)]
@@ -239,6 +247,10 @@ def test_chapter_page(stem, series, site, server, browser):
         assert figures and all(w > 0 for w in figures), f"figures and their widths: {figures}"
         broken = page.eval_on_selector_all("img", "imgs => imgs.filter(i => !i.naturalWidth).map(i => i.src)")
         assert broken == []
+        unzoomable = page.eval_on_selector_all(  # a scaled-down figure opens at full size (lorafm.js)
+            "div.cell_output img", "imgs => imgs.filter(i => i.naturalWidth > i.clientWidth + 1"
+                                   " && !i.closest('a.lorafm-zoom')).map(i => i.src)")
+        assert unzoomable == []
 
         assert page.locator("div.cell_output .traceback").count() == 0
         assert "Traceback (most recent call last)" not in page.inner_text("article")

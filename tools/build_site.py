@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 from results_table import results_markdown
+from run_notebooks import chapters as source_chapters
 
 from lorafm_helpers.errors import LorafmError
 
@@ -245,6 +246,10 @@ def build_site(executed: Path, artifacts: Path, output: Path, staging: Path) -> 
     shutil.copytree(staging / "_build" / "html", output)
     names = ", ".join(ch.number for ch in chapters)
     print(f"rendered the intro and chapters {names} to {output / 'index.html'}")
+    missing = sorted({p.stem for p in source_chapters()} - {ch.stem for ch in chapters})
+    if missing:
+        print(f"not executed in {executed}, so not on the site: {', '.join(missing)} "
+              f"(`make tutorial` executes every chapter)")
     return output / "index.html"
 
 
