@@ -241,9 +241,12 @@ def build_site(executed: Path, artifacts: Path, output: Path, staging: Path) -> 
     if result.returncode != 0:
         log = (result.stdout + result.stderr).strip()
         raise SiteBuildError(f"Jupyter Book failed (warnings count as errors):\n{log}")
+    fresh = output.with_name(f".{output.name}.new")  # swapped in whole: never half a site
+    shutil.rmtree(fresh, ignore_errors=True)
+    shutil.copytree(staging / "_build" / "html", fresh)
     if output.exists():
         shutil.rmtree(output)
-    shutil.copytree(staging / "_build" / "html", output)
+    fresh.rename(output)
     names = ", ".join(ch.number for ch in chapters)
     print(f"rendered the intro and chapters {names} to {output / 'index.html'}")
     missing = sorted({p.stem for p in source_chapters()} - {ch.stem for ch in chapters})
