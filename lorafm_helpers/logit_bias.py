@@ -16,6 +16,7 @@ import torch
 
 from .data import CLASSES, DRESS
 from .errors import ParameterError
+from .metrics import per_class_report
 
 
 def add_class_bias(logits: torch.Tensor, bias: float, cls: int = DRESS) -> torch.Tensor:
@@ -100,11 +101,7 @@ def bias_sweep(logits: torch.Tensor, labels: torch.Tensor, biases, cls: int = DR
     rows = []
     for bias in biases:
         pred = add_class_bias(logits, float(bias), cls).argmax(1)
-        tp = int(((pred == cls) & (labels == cls)).sum())
-        predicted, actual = int((pred == cls).sum()), int((labels == cls).sum())
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"bias": float(bias), "precision": precision, "recall": recall, "f1": f1,
+        report = per_class_report(labels, pred, classes=range(logits.shape[1]))
+        rows.append({"bias": float(bias), **report.loc[cls, ["precision", "recall", "f1"]].to_dict(),
                      "accuracy": float((pred == labels).float().mean())})
     return pd.DataFrame(rows)

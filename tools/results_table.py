@@ -95,11 +95,9 @@ def replace_block(text: str, block: str) -> str:
 def write_readme(artifacts_dir: str | Path, readme: str | Path) -> Path:
     """Rewrite the results block of `readme` from the artifacts, atomically."""
     readme = Path(readme)
-    mode = readme.stat().st_mode
     text = replace_block(readme.read_text(), results_markdown(artifacts_dir))
     with atomic_write(readme) as f:
         f.write(text)
-    readme.chmod(mode)  # keep the file's permissions (the temporary file is private)
     return readme
 
 
